@@ -1,0 +1,1 @@
+"""Stage commands: each module has ``main(argv=None)`` and takes every path from its arguments."""
