@@ -139,9 +139,15 @@ def _check_registries(params: dict[str, Any]) -> None:
     for name in params["algorithms"]:
         if name not in _names("algorithm"):
             _fail(f"algorithms.{name}", f"no registered algorithm {name!r}; registered: {', '.join(_names('algorithm'))}")
+    from mbcd.registries import load
+
     for name, block in params["datasets"].items():
         if block["adapter"] not in _names("adapter"):
             _fail(f"datasets.{name}.adapter", f"unknown adapter {block['adapter']!r}; expected one of: {', '.join(_names('adapter'))}")
+        known = getattr(load("adapter").get(block["adapter"]), "known_domains", None)
+        for i, domain in enumerate(block["domains"]):
+            if known and domain not in known:
+                _fail(f"datasets.{name}.domains[{i}]", f"unknown domain {domain!r} for adapter {block['adapter']!r}; expected one of: {', '.join(known)}")
 
 
 def resolve_algorithm(params: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
