@@ -15,7 +15,7 @@ os.environ.setdefault("MBCD_ORCHESTRATOR", "snakemake")
 DATASETS = P["experiments"]["datasets"]
 RUNS = all_runs(P)
 SYNTH_ROOTS = {P["datasets"][d]["root"]: d for d in DATASETS if P["datasets"][d]["adapter"] == "synth"}
-RUN_PATTERN = "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}"
+ENV = "../../environment.yml"  # for --use-conda; the same pins as pyproject.toml
 
 
 wildcard_constraints:
@@ -43,10 +43,6 @@ def dataset_source(dataset):
     """What the manifest stage reads: the generator's output for synth, nothing Snakemake makes otherwise."""
     root = P["datasets"][dataset]["root"]
     return [f"{root}/data_card.json"] if root in SYNTH_ROOTS else []
-
-
-def run_dir(w):
-    return RUN_PATTERN.format(**w)
 
 
 def algorithm_section(w):

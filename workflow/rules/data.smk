@@ -6,15 +6,18 @@ rule generate:
         card="{root}/data_card.json",
         labels="{root}/labels.tsv",
     params:
+        file=PARAMS,
         generator=P.get("generator"),
         dataset=lambda w: SYNTH_ROOTS[w.root],
+    conda:
+        ENV
     log:
         "logs/generate/{root}.log",
     threads: workflow.cores
     wildcard_constraints:
         root="|".join(map(re.escape, SYNTH_ROOTS)) or "^$",
     shell:
-        "mbcd generate --params {PARAMS} --dataset {params.dataset} --out {wildcards.root} --threads {threads} > {log} 2>&1"
+        "mbcd generate --params {params.file} --dataset {params.dataset} --out {wildcards.root} --threads {threads} > {log} 2>&1"
 
 
 rule manifest:
@@ -23,12 +26,15 @@ rule manifest:
     output:
         directory("data/manifests/{dataset}"),
     params:
+        file=PARAMS,
         dataset=lambda w: P["datasets"][w.dataset],
         split=P["split"],
+    conda:
+        ENV
     log:
         "logs/manifest/{dataset}.log",
     shell:
-        "mbcd manifest --params {PARAMS} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "mbcd manifest --params {params.file} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
 rule split:
@@ -38,11 +44,14 @@ rule split:
     output:
         directory("data/splits/{dataset}"),
     params:
+        file=PARAMS,
         split=P["split"],
         protocols=P["experiments"]["protocols"],
         domains=lambda w: P["datasets"][w.dataset]["domains"],
+    conda:
+        ENV
     log:
         "logs/split/{dataset}.log",
     shell:
-        "mbcd split --params {PARAMS} --dataset {wildcards.dataset} --manifests {input.manifests} "
+        "mbcd split --params {params.file} --dataset {wildcards.dataset} --manifests {input.manifests} "
         "--caches data/cache/{wildcards.dataset} --out {output} > {log} 2>&1"

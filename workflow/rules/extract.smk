@@ -7,11 +7,14 @@ rule extract:
     output:
         directory("data/cache/{dataset}/{domain}/{modality}"),
     params:
+        file=PARAMS,
         extract=lambda w: {"strict": P["extract"]["strict"], w.modality: P["extract"][w.modality]},
+    conda:
+        ENV
     log:
         "logs/extract/{dataset}/{domain}/{modality}.log",
     threads: 2
     shell:
-        "mbcd extract --params {PARAMS} --dataset {wildcards.dataset} --domain {wildcards.domain} "
+        "mbcd extract --params {params.file} --dataset {wildcards.dataset} --domain {wildcards.domain} "
         "--modality {wildcards.modality} --manifest {input}/{wildcards.domain}.tsv --out {output} "
         "--threads {threads} > {log} 2>&1"

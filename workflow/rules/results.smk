@@ -7,8 +7,12 @@ rule collect:
     output:
         f"results/{P['study']}/metrics.json",
     params:
+        file=PARAMS,
         experiments=P["experiments"],
+        out=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        ENV
     log:
         f"logs/collect/{P['study']}.log",
     shell:
-        "mbcd collect --params {PARAMS} --runs runs --out results/{P[study]} > {log} 2>&1"
+        "mbcd collect --params {params.file} --runs runs --out {params.out} > {log} 2>&1"

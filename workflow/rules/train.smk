@@ -7,17 +7,20 @@ rule train:
         splits="data/splits/{dataset}",
         caches=lambda w: cache_dirs(w.dataset, w.modalities),
     output:
-        RUN_PATTERN + "/train_done.json",
+        "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/train_done.json",
     params:
-        run=run_dir,
+        file=PARAMS,
+        run=lambda w, output: os.path.dirname(output[0]),
         config=algorithm_section,
+    conda:
+        ENV
     log:
-        RUN_PATTERN + "/snakemake.log",
+        "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/snakemake.log",
     threads: 1
     resources:
         gpu=1 if P["train"]["device"] == "cuda" else 0,
     shell:
-        "mbcd train --params {PARAMS} --dataset {wildcards.dataset} --experiment {wildcards.experiment} "
+        "mbcd train --params {params.file} --dataset {wildcards.dataset} --experiment {wildcards.experiment} "
         "--algorithm {wildcards.algorithm} --modalities {wildcards.modalities} --seed {wildcards.seed} "
         "--splits {input.splits}/{wildcards.experiment} --caches data/cache/{wildcards.dataset} "
         "--out {params.run} > {log} 2>&1"
@@ -25,16 +28,19 @@ rule train:
 
 rule evaluate:
     input:
-        done=RUN_PATTERN + "/train_done.json",
+        done="runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/train_done.json",
         splits="data/splits/{dataset}",
     output:
-        RUN_PATTERN + "/result.json",
+        "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/result.json",
     params:
-        run=run_dir,
+        file=PARAMS,
+        run=lambda w, output: os.path.dirname(output[0]),
         eval=P["eval"],
+    conda:
+        ENV
     log:
-        RUN_PATTERN + "/evaluate.log",
+        "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/evaluate.log",
     threads: 1
     shell:
-        "mbcd evaluate --params {PARAMS} --run {params.run} --splits {input.splits}/{wildcards.experiment} "
+        "mbcd evaluate --params {params.file} --run {params.run} --splits {input.splits}/{wildcards.experiment} "
         "--caches data/cache/{wildcards.dataset} > {log} 2>&1"
