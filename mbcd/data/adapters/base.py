@@ -27,6 +27,9 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 class Adapter(ABC):
     """Source layout -> manifest rows. Subclasses are registered in ``registries.ADAPTERS`` by name."""
 
+    known_domains: tuple[str, ...] | None = None
+    """The dataset's fixed domain names (checked by the params loader); None = any names (synth, video folders)."""
+
     @abstractmethod
     def build(self, root: Path, domains: list[str], params: dict[str, Any]) -> ManifestSet:
         """Rows of ``domains`` under ``root`` (media paths relative to ``root``), classes and early rejects."""

@@ -71,6 +71,8 @@ def _class_list(frames: list[pd.DataFrame]) -> list[str]:
 class EpicKitchensAdapter(Adapter):
     """Segments of untrimmed videos: frame folders, half-rate flow folders, one wav per video."""
 
+    known_domains = ("D1", "D2", "D3")  # MM-SADA: P08, P01, P22
+
     def build(self, root: Path, domains: list[str], params: dict[str, Any]) -> ManifestSet:
         loaded = {(d, s): (_pickle(root, d, s), None) for d in domains for s in SPLITS}
         loaded = {key: (path, _load(path)) for key, (path, _) in loaded.items()}

@@ -36,6 +36,8 @@ def _read_rows(path: Path) -> list[tuple[int, str, str]]:
 class HACAdapter(Adapter):
     """Reads the split CSVs; clips are whole videos (frame count and fps probed by the checks)."""
 
+    known_domains = ("human", "animal", "cartoon")
+
     def build(self, root: Path, domains: list[str], params: dict[str, Any]) -> ManifestSet:
         entries = [(d, s, _split_file(root, s, d)) for d in domains for s in SPLITS]
         parsed = {(d, s): _read_rows(path) for d, s, path in entries}
