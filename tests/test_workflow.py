@@ -133,11 +133,12 @@ def test_killed_study_resumes_without_redoing_finished_jobs(repo_root: Path, tmp
     cmd = ["snakemake", "--cores", "2", "--config", "params=kill.yaml"]
     proc = subprocess.Popen(cmd, cwd=wf, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 900
-    while time.time() < deadline and not list(wf.glob("runs/**/train_done.json")):
+    # kill once one run is fully evaluated (so its training job is certainly finished) and others are pending
+    while time.time() < deadline and not list(wf.glob("runs/**/result.json")):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(120)
-    finished = {p: p.stat().st_mtime_ns for p in wf.glob("runs/**/train_done.json")}
+    finished = {p: p.stat().st_mtime_ns for p in [*wf.glob("runs/**/train_done.json"), *wf.glob("runs/**/result.json")]}
     assert finished, "no training finished before the kill"
     _run(cmd, wf, timeout=1800)
     assert (wf / "results" / "synth_tiny" / "metrics.json").exists()

@@ -10,9 +10,7 @@ run directory resumes from its checkpoint. Data-parallel on CPU or GPU::
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 
 from mbcd.config import ParamsError
@@ -34,17 +32,6 @@ def build_parser():
     return p
 
 
-def _mark_done(run_dir: Path, run: Run) -> None:
-    """Write ``train_done.json`` last and atomically: the orchestrators' sign that training finished."""
-    from mbcd.distributed import rank
-
-    if rank() != 0:
-        return
-    tmp = run_dir / "train_done.json.tmp"
-    tmp.write_text(json.dumps({"run": run.identity, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-    tmp.replace(run_dir / "train_done.json")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -63,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
             run_training(params, run, args.splits, args.caches, args.out)
         except ValueError as err:  # an unknown experiment, a batch the algorithm rejects, ...
             raise StageError(f"{run.identity}: {err}") from err
-        _mark_done(args.out, run)
 
     return run_stage(body)
 
