@@ -152,3 +152,15 @@ def test_lookahead_on_cached_stem_with_shifted_trunk(name: str, modality: str) -
     y1.sum().backward()
     trunk = set(enc.trunk_parameter_names())  # the gradient at theta' reaches theta through the shift
     assert {n for n, p in params.items() if p.grad is not None} == trunk
+
+
+def test_small_encoders_take_a_norm_layer_by_name() -> None:
+    """``norm: group`` (per-sample statistics) and ``none`` build the same shapes; an unknown name is refused."""
+    from mbcd.models.small import Small2D, Small3D
+
+    x = torch.randn(2, 3, 8, 32, 32)
+    for norm in ("batch", "group", "none"):
+        enc = Small3D("rgb", width=4, norm=norm)
+        assert enc.trunk(enc.stem(x)).shape == (2, enc.out_dim)
+    with pytest.raises(ValueError, match="norm 'layer' is not allowed; expected one of: batch, group, none"):
+        Small2D("audio", norm="layer")
