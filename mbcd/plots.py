@@ -50,6 +50,30 @@ def curves(runs: list[Run], runs_root: Path, evaluated: dict[Run, str], out: Pat
     return path
 
 
+def run_curves(metrics: Path, out: Path, title: str) -> Path:
+    """One run's per-epoch curves from its metrics.jsonl: accuracy of each logged model (student/teacher; dashed:
+    source validation, solid: target) and every loss term."""
+    rows = read_jsonl(metrics)
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        mine = [r for r in rows if r["model"] == model]
+        epochs = [r["epoch"] for r in mine]
+        acc_ax.plot(epochs, [100 * r["val_acc"] for r in mine], "--", color=f"C{i}")
+        acc_ax.plot(epochs, [100 * r["test_acc"] for r in mine], "-", color=f"C{i}", label=model)
+    acc_ax.set(title=title, xlabel="epoch", ylabel="accuracy % (dashed: val, solid: target)")
+    first = [r for r in rows if r["model"] == rows[0]["model"]] if rows else []
+    for key in sorted({k for r in first for k in r if k.startswith("loss/")}):
+        loss_ax.plot([r["epoch"] for r in first], [r.get(key, float("nan")) for r in first], label=key[5:])
+    loss_ax.set(title="loss terms (epoch means)", xlabel="epoch")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def modality_bars(results: dict[Run, dict[str, Any]], out: Path) -> Path:
     """Target accuracy of the fused prediction and of each uni-modal head, per algorithm (mean over runs)."""
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -220,6 +220,25 @@ def open_run(params: dict[str, Any], run: Run, run_dir: str | Path, orchestrator
     _retry(lambda: client.set_terminated(run_id, status="FINISHED"))
 
 
+def log_to_run(
+    params: dict[str, Any], run_dir: str | Path, paths: list[Path], artifact_path: str | None = None
+) -> bool:
+    """Attach files (an analysis' JSON and PNG) to the MLflow run that ``run_dir/tracking.json`` records.
+
+    The run is re-opened by id and its status left as it is. Returns False, logging nothing, when tracking
+    is disabled or the run directory records no MLflow run (it was trained with tracking off).
+    """
+    record = Path(run_dir) / RUN_FILE
+    if not params["tracking"]["enabled"] or not record.exists():
+        return False
+    run_id = json.loads(record.read_text())["run_id"]
+    client, _ = client_for(params)
+    tracker = Tracker(client, run_id)
+    for path in paths:
+        tracker.log_artifact(path, artifact_path)
+    return True
+
+
 def log_parent_summaries(params: dict[str, Any], summaries: dict[str, dict[str, float]]) -> None:
     """Write averaged metrics onto parent runs: ``{parent_key: {metric: value}}`` (from the collect stage)."""
     if not params["tracking"]["enabled"] or not summaries:
@@ -252,3 +271,11 @@ def find_runs(uri: str, study: str) -> list[dict[str, Any]]:
         }
         for r in client.search_runs([exp.experiment_id], max_results=10000)
     ]
+
+
+def list_artifacts(uri: str, run_id: str, path: str | None = None) -> list[str]:
+    """Artifact paths of one run under ``path`` (one level) - for tests and reports."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    return [a.path for a in client.list_artifacts(run_id, path)]

@@ -49,6 +49,15 @@ def test_shipped_presets_are_valid(repo_root: Path) -> None:
         (lambda p: p["ablations"].update(X={"algorithm": "MBCD", "overrides": {"amd": {"mode": "often"}}}), r"ablations\.X\.overrides\.amd\.mode: 'often' is not allowed"),
         (lambda p: p["datasets"]["synth"].update(domains=["studio"]), r"datasets\.synth\.domains: multi_source needs at least 2 domains"),
         (lambda p: p.pop("train"), r"'train' is a required property"),
+        (lambda p: p["analysis"].update(enabled=["landscape"]), r"analysis\.enabled\[0\]: 'landscape' is not allowed"),
+        (lambda p: p["analysis"].update(landscape={}), r"analysis\.landscape: unknown key"),
+        (lambda p: p["analysis"]["flatness"].update(radius=[1]), r"analysis\.flatness\.radius: unknown key; expected one of: .*radii"),
+        (lambda p: p["analysis"]["flatness"].update(radii=[-1.0]), r"analysis\.flatness\.radii\[0\]: -1\.0 is less than the minimum of 0"),
+        (lambda p: p["analysis"]["flatness"]["hessian"].update(iters=0), r"analysis\.flatness\.hessian\.iters: 0 is less than the minimum of 1"),
+        (lambda p: p["analysis"]["robustness"].update(modalities=["depth"]), r"analysis\.robustness\.modalities\[0\]: 'depth' is not allowed"),
+        (lambda p: p["analysis"]["robustness"].update(noise_std=[]), r"analysis\.robustness\.noise_std: \[\] should be non-empty"),
+        (lambda p: p["analysis"]["embeddings"].update(method="umap"), r"analysis\.embeddings\.method: 'umap' is not allowed; expected one of: tsne, pca"),
+        (lambda p: p["analysis"]["imbalance"]["probe"].update(C=0), r"analysis\.imbalance\.probe\.C: 0 is less than or equal to the minimum of 0"),
     ],
 )
 def test_bad_params_fail_with_key_path(params: dict[str, Any], tmp_path: Path, mutate: Any, message: str) -> None:
@@ -104,3 +113,6 @@ def test_schema_enums_match_registries() -> None:
     assert sorted(schema["properties"]["algorithms"]["properties"]) == registries.names("algorithm")
     adapters = schema["properties"]["datasets"]["additionalProperties"]["properties"]["adapter"]["enum"]
     assert sorted(adapters) == registries.names("adapter")
+    analysis = schema["properties"]["analysis"]["properties"]
+    assert sorted(analysis["enabled"]["items"]["enum"]) == registries.names("analysis")
+    assert sorted(set(analysis) - {"enabled"}) == registries.names("analysis"), "one settings block per analysis"

@@ -59,8 +59,12 @@ def evaluate(
     domain_names: list[str],
     device: torch.device,
     precision: Precision | None = None,
+    student_heads: bool = False,
 ) -> SplitScores:
-    """Evaluate ``which`` ('student'/'teacher') on every clip of ``loader`` (bf16 autocast when ``train.amp``)."""
+    """Evaluate ``which`` ('student'/'teacher') on every clip of ``loader`` (bf16 autocast when ``train.amp``).
+
+    The teacher averages encoders and the fused head only; with ``student_heads`` the per-modality accuracies of
+    a teacher evaluation come from the student's uni-modal heads at the same checkpoint (one more forward)."""
     precision = precision or Precision()
     was_training = algorithm.training
     algorithm.eval()
@@ -71,6 +75,10 @@ def evaluate(
             batch = to_device(batch, device, precision)
             with precision.autocast(device):
                 out = algorithm.predict_modalities(batch, which=which)
+                if student_heads and which != "student" and len(out) == 1:
+                    out.update(
+                        {k: v for k, v in algorithm.predict_modalities(batch, "student").items() if k != "fused"}
+                    )
             for key, logits in out.items():
                 preds.setdefault(key, []).append(logits.float().argmax(1).cpu().numpy())
             labels.append(batch["label"].cpu().numpy())

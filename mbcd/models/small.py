@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from mbcd.models.encoders import Encoder, global_pool
 from mbcd.registries import ENCODERS
 
-
 NORMS: dict[str, Callable[[int, int], nn.Module]] = {
     "batch": lambda dims, c: (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(c),
     "group": lambda dims, c: nn.GroupNorm(math.gcd(c, 8), c),
@@ -56,7 +55,9 @@ class _SmallConv(Encoder):
         if width < 1:
             raise ValueError(f"{type(self).__name__}: width must be >= 1, got {width}")
         if norm not in NORMS:
-            raise ValueError(f"{type(self).__name__}: norm {norm!r} is not allowed; expected one of: {', '.join(NORMS)}")
+            raise ValueError(
+                f"{type(self).__name__}: norm {norm!r} is not allowed; expected one of: {', '.join(NORMS)}"
+            )
         d = self.DIMS
         ws = [width, 2 * width, 4 * width, 8 * width]
         if d == 3:  # (kernel, stride) per block as (T, H, W)

@@ -21,6 +21,21 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
     return load_params(args.params)
 
 
+def run_with_params(
+    args: argparse.Namespace, work: Callable[[dict[str, Any], argparse.Namespace], Any], what: object
+) -> int:
+    """Load the params, run ``work(params, args)``; a ValueError becomes a StageError prefixed with ``what``."""
+
+    def body() -> None:
+        params = load(args)
+        try:
+            work(params, args)
+        except ValueError as err:
+            raise StageError(f"{what}: {err}") from err
+
+    return run_stage(body)
+
+
 def run_stage(body: Callable[[], Any]) -> int:
     """Run a stage body; a ParamsError or a stage error becomes one line on stderr and exit code 1."""
     try:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mbcd.stages.common import StageError, load, parser, run_stage
+from mbcd.stages.common import StageError, parser, run_with_params
 
 
 def build_parser():
@@ -42,12 +43,24 @@ def _state_for_epoch(run_dir: Path, epoch: int) -> dict[str, Any]:
     )
 
 
-def evaluate_run(params: dict[str, Any], run_dir: Path, splits: Path, caches: Path) -> dict[str, Any]:
-    """Select, load, evaluate; returns the result.json content (also written, with confusion.png)."""
-    from mbcd import tracking
+@dataclass
+class SelectedModel:
+    """A trained run's selected model, rebuilt and loaded: what evaluate scores and the analyses probe."""
+
+    run: Any  # mbcd.experiments.Run
+    run_dir: Path
+    setup: Any  # mbcd.engine.loop.RunSetup (resolved params, split rows, classes, domains, derived seed)
+    algorithm: Any  # mbcd.algorithms.Algorithm, in eval mode, on ``device``
+    which: str  # 'teacher' or 'student': the evaluated model (``eval.evaluate``)
+    epoch: int
+    policy: str
+    device: torch.device
+    precision: Any  # mbcd.models.precision.Precision
+
+
+def load_selected(params: dict[str, Any], run_dir: Path, splits: Path, caches: Path) -> SelectedModel:
+    """Rebuild a trained run's algorithm and load the epoch the selection policy picks (validation only)."""
     from mbcd.algorithms import build_algorithm
-    from mbcd.engine.data import BatchLoader, ClipSet
-    from mbcd.engine.evaluation import evaluate, plot_confusion
     from mbcd.engine.loop import pick_device, prepare
     from mbcd.engine.selection import read_metrics, select_epoch
     from mbcd.experiments import Run
@@ -68,12 +81,29 @@ def evaluate_run(params: dict[str, Any], run_dir: Path, splits: Path, caches: Pa
     alg.load_state_dict(_state_for_epoch(run_dir, epoch))
     precision = Precision.from_params(run_params["train"])
     precision.prepare(alg.to(device))
+    alg.eval()
+    return SelectedModel(run, run_dir, setup, alg, which, epoch, policy, device, precision)
+
+
+def evaluate_run(params: dict[str, Any], run_dir: Path, splits: Path, caches: Path) -> dict[str, Any]:
+    """Select, load, evaluate; returns the result.json content (also written, with confusion.png)."""
+    from mbcd import tracking
+    from mbcd.engine.data import BatchLoader, ClipSet
+    from mbcd.engine.evaluation import evaluate, plot_confusion
+    from mbcd.plots import run_curves
+
+    sel = load_selected(params, run_dir, splits, caches)
+    setup, alg, which, epoch, run = sel.setup, sel.algorithm, sel.which, sel.epoch, sel.run
     bs = params["eval"].get("batch_size", 64)
     scores = {}
     for split in ("val", "test"):
         loader = BatchLoader(ClipSet(setup.splits[split], caches, setup.modalities, setup.domain_names), bs, False)
-        scores[split] = evaluate(alg, loader, which, setup.num_classes, setup.domain_names, device, precision)
-    result: dict[str, Any] = {"selection": policy, "selected_epoch": epoch, "evaluated": which}
+        scores[split] = evaluate(
+            alg, loader, which, setup.num_classes, setup.domain_names, sel.device, sel.precision, student_heads=True
+        )
+    result: dict[str, Any] = {"selection": sel.policy, "selected_epoch": epoch, "evaluated": which}
+    if scores["test"].per_modality:  # which model's uni-modal heads gave val_acc/<m>, test_acc/<m>
+        result["modality_heads"] = which if len(alg.model_for(which).heads) else "student"
     result.update(scores["val"].flat("val_acc"))
     result["in_domain_acc"] = scores["val"].acc
     result.update(scores["test"].flat("test_acc"))
@@ -81,24 +111,19 @@ def evaluate_run(params: dict[str, Any], run_dir: Path, splits: Path, caches: Pa
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     title = f"{run.identity}\n{which}, epoch {epoch}: target accuracy {scores['test'].acc:.3f}"
     plot_confusion(scores["test"].confusion, setup.class_names, run_dir / "confusion.png", title)
+    run_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", run.identity)
     with tracking.open_run(params, run, run_dir, os.environ.get("MBCD_ORCHESTRATOR", "cli")) as tr:
         tr.log_metrics({f"result/{k}": v for k, v in result.items() if isinstance(v, float)}, step=epoch)
-        tr.log_artifact(run_dir / "result.json")
-        tr.log_artifact(run_dir / "confusion.png")
+        for name in ("result.json", "metrics.jsonl", "confusion.png", "curves.png"):
+            tr.log_artifact(run_dir / name)
+        if params["tracking"].get("log_checkpoint", False):  # opt-in: the selected model's weights (large)
+            tr.log_artifact(run_dir / "selected.pt", "checkpoint")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-
-    def body() -> None:
-        params = load(args)
-        try:
-            evaluate_run(params, args.run, args.splits, args.caches)
-        except ValueError as err:
-            raise StageError(f"{args.run}: {err}") from err
-
-    return run_stage(body)
+    return run_with_params(args, lambda params, a: evaluate_run(params, a.run, a.splits, a.caches), args.run)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,18 @@ SYNTH_ROOTS = {P["datasets"][d]["root"]: d for d in DATASETS if P["datasets"][d]
 ENV = "../../environment.yml"  # for --use-conda; the same pins as pyproject.toml
 
 
+def _uses_gpu(device):
+    """Whether training jobs take a GPU: train.device cuda, or auto on a machine that has one."""
+    if device != "auto":
+        return device == "cuda"
+    import torch
+
+    return torch.cuda.is_available()
+
+
+TRAIN_GPUS = 1 if _uses_gpu(P["train"]["device"]) else 0
+
+
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     domain="[A-Za-z0-9_]+",

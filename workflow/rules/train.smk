@@ -18,7 +18,7 @@ rule train:
         "runs/{dataset}/{experiment}/{modalities}/{algorithm}/seed{seed}/snakemake.log",
     threads: 1
     resources:
-        gpu=1 if P["train"]["device"] == "cuda" else 0,
+        gpu=TRAIN_GPUS,
     shell:
         "mbcd train --params {params.file} --dataset {wildcards.dataset} --experiment {wildcards.experiment} "
         "--algorithm {wildcards.algorithm} --modalities {wildcards.modalities} --seed {wildcards.seed} "
