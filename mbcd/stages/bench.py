@@ -10,6 +10,7 @@ import pkgutil
 import sys
 
 import mbcd.bench
+from mbcd.stages.common import run_stage
 
 
 def _benches() -> list[str]:
@@ -25,4 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in names:
         print(f"mbcd bench: unknown benchmark {argv[0]!r}; available: {', '.join(names)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(f"mbcd.bench.{argv[0]}").main(argv[1:]) or 0)
+    module = importlib.import_module(f"mbcd.bench.{argv[0]}")
+    code: list[int] = [0]
+
+    def body() -> None:  # a bad params file is one line on stderr, as in every stage
+        code[0] = int(module.main(argv[1:]) or 0)
+
+    return run_stage(body) or code[0]
