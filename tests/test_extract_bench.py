@@ -20,3 +20,5 @@ def test_bench_extract_reports_every_figure(tmp_path: Path, capsys) -> None:
     assert o["seconds_flow_step_bare"] > 0 and o["frames_vs_get_batch"] > 0
     printed = capsys.readouterr().out
     assert "flow overhead vs bare cv2 loop" in printed and "frames vs bare decord get_batch" in printed
+    assert result["bare_decord"]["speedup"] > 0 and result["bare_decord"]["cores_one_loop"] > 0
+    assert "independent processes" in printed

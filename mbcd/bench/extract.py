@@ -6,7 +6,9 @@ Writes ``--clips`` real mp4 clips (H.264 + AAC, a moving textured square) into a
   efficiency ``speedup / threads`` (target: 2 workers >= 1.7x one);
 * the flow extractor's overhead over a bare loop of the same OpenCV call on the same frames, end to end
   (decode + grayscale + flow) and for the flow step alone (target <= 20 %), in CPU time;
-* the frame extractor against bare decord ``VideoReader`` + ``get_batch`` of the same frames (target <= 1.5x), in CPU time.
+* the frame extractor against bare decord ``VideoReader`` + ``get_batch`` of the same frames (target <= 1.5x), in CPU time;
+* the speed-up of that bare decord loop itself over ``--threads`` independent processes, and the cores one loop
+  keeps busy: the ceiling for the frame extractor's speed-up on the machine at hand.
 
 Extraction settings come from ``--params`` (``extract``); ``--size``/``--frames`` set the clips' size.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import resource
 import tempfile
@@ -139,6 +142,35 @@ def overheads(extract: dict[str, Any], root: Path, rows: list, repeats: int) -> 
             "frames_vs_get_batch": t["frames"] / t["frames_bare"]} | {f"seconds_{k}": v for k, v in t.items()}  # fmt: skip
 
 
+def _bare_decode(root: str, rows: list[dict[str, str]], num_frames: int, stride: int) -> None:
+    for row in rows:
+        vr = decord.VideoReader(str(Path(root) / row["rgb"]), num_threads=1)
+        vr.get_batch(sample_positions(0, int(row["stop_frame"]), num_frames, stride).tolist()).asnumpy()
+
+
+def bare_decode_scaling(rgb: dict[str, Any], root: Path, rows: list, threads: int, repeats: int) -> dict[str, float]:
+    """The ceiling the frame extractor's speed-up is measured against: a bare decord ``get_batch`` loop over
+    all clips in this process vs the clips split over ``threads`` independent processes, and how many cores
+    one bare loop already keeps busy (decord decodes on a helper thread even with ``num_threads=1``)."""
+    args = (str(root), rows, rgb["num_frames"], rgb["stride"])
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    one, many, cores = float("inf"), float("inf"), 0.0
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        _bare_decode(*args)
+        wall = time.perf_counter() - w0
+        one, cores = min(one, wall), max(cores, (time.process_time() - c0) / wall)
+        parts = [rows[i::threads] for i in range(threads)]
+        procs = [ctx.Process(target=_bare_decode, args=(args[0], part, *args[2:])) for part in parts]
+        w0 = time.perf_counter()
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        many = min(many, time.perf_counter() - w0)
+    return {"speedup": one / many, "cores_one_loop": cores}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mbcd bench extract", description=__doc__.split("\n\n")[0])
     p.add_argument("--params", default="params.yaml")
@@ -159,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = make_clips(root, args.clips, args.size, args.frames, 16, extract["audio"]["sample_rate"])
         result = {"clips": args.clips, "threads": args.threads, "size": args.size, "frames": args.frames,
                   "throughput": throughput(extract, root, rows, args.threads, args.repeats),
-                  "overheads": overheads(extract, root, rows, args.repeats)}  # fmt: skip
+                  "overheads": overheads(extract, root, rows, args.repeats),
+                  "bare_decord": bare_decode_scaling(extract["rgb"], root, rows, args.threads, args.repeats)}  # fmt: skip
     print(
         f"{args.clips} clips of {args.frames} frames at {args.size}x{args.size}, load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other users disturb wall-clock figures)"
@@ -172,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"flow overhead vs bare cv2 loop: end-to-end {100 * o['flow_overhead_e2e']:+.1f}%, "
           f"flow step {100 * o['flow_overhead_step']:+.1f}%   (method {extract['flow']['method']})")  # fmt: skip
     print(f"frames vs bare decord get_batch: {o['frames_vs_get_batch']:.2f}x")
+    b = result["bare_decord"]
+    print(f"bare decord get_batch loop: {b['cores_one_loop']:.2f} cores busy in one process; "
+          f"{args.threads} independent processes {b['speedup']:.2f}x one (the ceiling for rgb's speed-up)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
