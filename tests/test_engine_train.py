@@ -42,7 +42,11 @@ def _train_args(pfile: Path, alg: str, mods: str, study: tuple[Path, Path], out:
 def test_train_and_evaluate_write_the_documented_run_directory(
     params: dict[str, Any], study: tuple[Path, Path], tmp_path: Path, alg: str, mods: str
 ) -> None:
-    pfile = _write_params(tiny_params(params, epochs=2), tmp_path / "params.yaml")
+    p = tiny_params(params, epochs=2)
+    if alg == "MBCD":  # tracking on, with the opt-in checkpoint artifact
+        p["tracking"].update(enabled=True, uri=f"sqlite:///{tmp_path}/mlflow.db", log_checkpoint=True,
+                             artifact_root=str(tmp_path / "artifacts"))  # fmt: skip
+    pfile = _write_params(p, tmp_path / "params.yaml")
     out = tmp_path / "run"
     assert train_stage.main(_train_args(pfile, alg, mods, study, out)) == 0
     assert {p.name for p in out.iterdir()} >= {
@@ -95,7 +99,19 @@ def test_train_and_evaluate_write_the_documented_run_directory(
     matrix = result["confusion"]["matrix"]
     assert len(matrix) == 3 and sum(map(sum, matrix)) == 12
     assert sum(matrix[i][i] for i in range(3)) / 12 == pytest.approx(result["test_acc"])
-    assert (out / "confusion.png").stat().st_size > 1000
+    assert (out / "confusion.png").stat().st_size > 1000 and (out / "curves.png").stat().st_size > 1000
+    if alg == "MBCD":  # the teacher has no uni-modal heads: the student's at the selected epoch are reported
+        chosen = next(r for r in recs if r["model"] == "student" and r["epoch"] == picked)
+        assert result["modality_heads"] == "student"
+        assert all(result[f"test_acc/{m}"] == pytest.approx(chosen[f"test_acc/{m}"]) for m in ("rgb", "flow", "audio"))
+        from mbcd import tracking
+
+        run_id = json.loads((out / tracking.RUN_FILE).read_text())["run_id"]
+        logged = set(tracking.list_artifacts(p["tracking"]["uri"], run_id))
+        assert {"result.json", "metrics.jsonl", "confusion.png", "curves.png", "checkpoint"} <= logged
+        assert tracking.list_artifacts(p["tracking"]["uri"], run_id, "checkpoint") == ["checkpoint/selected.pt"]
+    else:
+        assert "modality_heads" not in result
 
 
 def _interrupt_after(k: int):

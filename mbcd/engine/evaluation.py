@@ -75,7 +75,7 @@ def evaluate(
             batch = to_device(batch, device, precision)
             with precision.autocast(device):
                 out = algorithm.predict_modalities(batch, which=which)
-                if student_heads and which != "student" and len(out) == 1:
+                if student_heads and len(out) == 1 and len(algorithm.model_for("student").heads):
                     out.update(
                         {k: v for k, v in algorithm.predict_modalities(batch, "student").items() if k != "fused"}
                     )
